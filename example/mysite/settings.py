@@ -1,0 +1,47 @@
+"""Settings for the example project: every secret and path comes from the environment.
+
+The role writes these variables into /etc/<app>/env (plain) and /etc/<app>/secrets.env (root-only).
+"""
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Persistent, writable state lives outside the release: /var/lib/<app> on a deployed host.
+STATE_DIR = Path(os.environ.get("DJANGO_ASGI_STATE_DIR", BASE_DIR / "var"))
+
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "notes",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "mysite.urls"
+TEMPLATES = []
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DATABASE_PATH", str(STATE_DIR / "db.sqlite3")),
+        # Several ASGI workers share one SQLite file: wait for the write lock instead of failing.
+        "OPTIONS": {"timeout": 20},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = os.environ.get("STATIC_ROOT", str(STATE_DIR / "static"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}

@@ -1,0 +1,53 @@
+"""Views the demo and the tests talk to. None of them ever returns a secret's value."""
+import asyncio
+import hashlib
+import json
+import os
+import pwd
+
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from .models import Note
+
+
+def _release():
+    return os.environ.get("DJANGO_ASGI_RELEASE", "unknown")
+
+
+def index(request):
+    return JsonResponse({"app": "example", "release": _release(), "message": "Hello from Django over ASGI"})
+
+
+def health(request):
+    return JsonResponse({"status": "ok", "release": _release()})
+
+
+async def async_view(request):
+    await asyncio.sleep(0)
+    return JsonResponse({"async": True, "asgi": request.scope.get("type") == "http", "release": _release()})
+
+
+def whoami(request):
+    secret = os.environ.get("EXAMPLE_API_TOKEN", "")
+    return JsonResponse(
+        {
+            "uid": os.getuid(),
+            "user": pwd.getpwuid(os.getuid()).pw_name,
+            "greeting": os.environ.get("EXAMPLE_GREETING", ""),
+            # A digest lets a test check the secret arrived without the secret travelling back.
+            "secret_sha256": hashlib.sha256(secret.encode()).hexdigest() if secret else "",
+            "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE", ""),
+        }
+    )
+
+
+@csrf_exempt
+def notes(request):
+    if request.method == "POST":
+        text = json.loads(request.body or b"{}").get("text", "")
+        note = Note.objects.create(text=text[:200])
+        return JsonResponse({"id": note.id, "text": note.text}, status=201)
+    if request.method == "GET":
+        return JsonResponse({"count": Note.objects.count(), "texts": list(Note.objects.values_list("text", flat=True))})
+    return HttpResponseNotAllowed(["GET", "POST"])

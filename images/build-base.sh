@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build local systemd base images (Debian 12 bookworm, Debian 13 trixie) for the demo and the
+# Molecule tests, without any container registry: debootstrap + `docker import`.
+# Users with a registry can build images/Dockerfile instead (see README, "Test hosts").
+#
+# Usage: images/build-base.sh [bookworm|trixie ...]      (default: both)
+# Env:   DJANGO_ASGI_MIRROR   Debian mirror URL (default: the first Debian URI in this machine's apt sources)
+#        DJANGO_ASGI_IMAGE    image repository (default: django-asgi/debian); tags are the suites
+#        DJANGO_ASGI_REBUILD=1  rebuild even if the image exists
+set -euo pipefail
+
+image_repo=${DJANGO_ASGI_IMAGE:-django-asgi/debian}
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
+
+# Packages the role needs on every host are baked in, so test converges do not spend minutes in apt.
+# systemd + dbus: PID 1 for real units; python3: Ansible; the rest: what roles/django_asgi installs.
+include=systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,curl,iproute2
+
+mirror() {
+  if [ -n "${DJANGO_ASGI_MIRROR:-}" ]; then echo "$DJANGO_ASGI_MIRROR"; return; fi
+  # deb822 sources first, then one-line sources; take the first URI that serves "debian" (not -security).
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {for (i=2;i<=NF;i++) print $i}' \
+        | grep -v -- '-security' | grep '/debian/\?$' | head -n1 || true)
+  if [ -z "$uri" ]; then
+    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+          | awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; break}}' \
+          | grep -v -- '-security' | grep '/debian/\?$' | head -n1 || true)
+  fi
+  [ -n "$uri" ] || { echo "No Debian mirror found in apt sources; set DJANGO_ASGI_MIRROR" >&2; exit 1; }
+  echo "$uri"
+}
+
+build() {
+  local suite=$1 tag="$image_repo:$1" root
+  if [ -z "${DJANGO_ASGI_REBUILD:-}" ] && docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "image $tag exists (DJANGO_ASGI_REBUILD=1 to rebuild)"; return
+  fi
+  root=$(mktemp -d "/var/tmp/django-asgi-rootfs-$suite.XXXXXX")
+  trap 'rm -rf "$root"' RETURN
+  echo "building $tag from $(mirror) ..."
+  # bookworm's debootstrap may not know trixie yet: every suite since buster uses the sid script.
+  local script=/usr/share/debootstrap/scripts/$suite
+  [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+  debootstrap --variant=minbase --include="$include" "$suite" "$root" "$(mirror)" "$script" >"$root.log" 2>&1 \
+    || { tail -n 30 "$root.log" >&2; exit 1; }
+  rm -f "$root.log"
+  # A container has no consoles, no udev and no kernel to tune: units that would fail or wait for them go.
+  for unit in getty.target console-getty.service systemd-udevd.service systemd-udev-trigger.service \
+              systemd-modules-load.service sys-kernel-config.mount sys-kernel-debug.mount \
+              systemd-remount-fs.service systemd-firstboot.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+  done
+  echo "django-asgi-$suite" >"$root/etc/hostname"
+  : >"$root/etc/machine-id"
+  rm -rf "$root"/var/cache/apt/archives/*.deb
+  tar -C "$root" -c . | docker import \
+    --change 'CMD ["/lib/systemd/systemd"]' --change 'ENV container=docker' \
+    - "$tag" >/dev/null
+  echo "built $tag"
+}
+
+for suite in "${suites[@]}"; do build "$suite"; done

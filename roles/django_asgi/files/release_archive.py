@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Pack a Django project into a reproducible release archive on the controller.
+
+The same source always gives the same bytes (sorted entries, fixed owners and times), so the
+sha256 of the archive names the release: one id per deploy on every host, and re-running an
+unchanged source changes nothing. Prints JSON: {"digest": ..., "archive": ...}.
+
+  release_archive.py --out-dir DIR --name APP --src PROJECT_DIR [--exclude PATTERN ...]
+  release_archive.py --out-dir DIR --name APP --git-dir CLONE --rev COMMIT
+"""
+import argparse
+import fnmatch
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+FIXED_MTIME = 946684800  # 2000-01-01: stable, and never "in the future" for make-like tools
+
+
+def tar_directory(src, excludes):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for root, dirs, files in os.walk(src):
+            dirs[:] = sorted(d for d in dirs if not any(fnmatch.fnmatch(d, p) for p in excludes))
+            for name in sorted(dirs) + sorted(files):
+                if name in files and any(fnmatch.fnmatch(name, p) for p in excludes):
+                    continue
+                path = os.path.join(root, name)
+                if os.path.islink(path) and name in dirs:
+                    continue
+                info = tar.gettarinfo(path, arcname=os.path.relpath(path, src))
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mtime = FIXED_MTIME
+                # Code is read-only for the app user: rw-r--r-- / rwxr-xr-x, never group/world-writable.
+                info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
+                if info.isfile():
+                    with open(path, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+    return buf.getvalue()
+
+
+def tar_git(git_dir, rev):
+    return subprocess.run(
+        ["git", "-C", git_dir, "archive", "--format=tar", f"--mtime={FIXED_MTIME}", rev],
+        check=True, capture_output=True,
+    ).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--src")
+    ap.add_argument("--git-dir")
+    ap.add_argument("--rev")
+    ap.add_argument("--exclude", action="append", default=[])
+    args = ap.parse_args()
+
+    if args.src:
+        if not os.path.isfile(os.path.join(args.src, "manage.py")):
+            sys.exit(f"django_asgi_source: {args.src} has no manage.py at its root")
+        data = tar_directory(args.src, args.exclude)
+    else:
+        data = tar_git(args.git_dir, args.rev)
+    digest = hashlib.sha256(data).hexdigest()
+    os.makedirs(args.out_dir, exist_ok=True)
+    archive = os.path.join(args.out_dir, f"{args.name}-{digest[:16]}.tar.gz")
+    if not os.path.exists(archive):
+        tmp = archive + ".tmp"
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            gz.write(data)
+        os.replace(tmp, archive)
+    json.dump({"digest": digest, "archive": archive}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
