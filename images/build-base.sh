@@ -10,12 +10,14 @@
 set -euo pipefail
 
 image_repo=${DJANGO_ASGI_IMAGE:-django-asgi/debian}
+# Bump when the package set below changes, so existing machines rebuild their images.
+image_version=2
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
 
 # Packages the role needs on every host are baked in, so test converges do not spend minutes in apt.
 # systemd + dbus: PID 1 for real units; python3: Ansible; the rest: what roles/django_asgi installs.
-include=systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,curl,iproute2
+include=systemd,systemd-sysv,dbus,python3,python3-apt,python3-venv,ca-certificates,curl,iproute2
 
 mirror() {
   if [ -n "${DJANGO_ASGI_MIRROR:-}" ]; then echo "$DJANGO_ASGI_MIRROR"; return; fi
@@ -34,8 +36,10 @@ mirror() {
 
 build() {
   local suite=$1 tag="$image_repo:$1" root
-  if [ -z "${DJANGO_ASGI_REBUILD:-}" ] && docker image inspect "$tag" >/dev/null 2>&1; then
-    echo "image $tag exists (DJANGO_ASGI_REBUILD=1 to rebuild)"; return
+  local have
+  have=$(docker image inspect -f '{{ index .Config.Labels "django-asgi.image-version" }}' "$tag" 2>/dev/null || true)
+  if [ -z "${DJANGO_ASGI_REBUILD:-}" ] && [ "$have" = "$image_version" ]; then
+    echo "image $tag is up to date (DJANGO_ASGI_REBUILD=1 to rebuild)"; return
   fi
   root=$(mktemp -d "/var/tmp/django-asgi-rootfs-$suite.XXXXXX")
   trap 'rm -rf "$root"' RETURN
@@ -57,6 +61,7 @@ build() {
   rm -rf "$root"/var/cache/apt/archives/*.deb
   tar -C "$root" -c . | docker import \
     --change 'CMD ["/lib/systemd/systemd"]' --change 'ENV container=docker' \
+    --change "LABEL django-asgi.image-version=$image_version" \
     - "$tag" >/dev/null
   echo "built $tag"
 }
