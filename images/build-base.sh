@@ -11,13 +11,13 @@ set -euo pipefail
 
 image_repo=${DJANGO_ASGI_IMAGE:-django-asgi/debian}
 # Bump when the package set below changes, so existing machines rebuild their images.
-image_version=2
+image_version=3
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
 
 # Packages the role needs on every host are baked in, so test converges do not spend minutes in apt.
 # systemd + dbus: PID 1 for real units; python3: Ansible; the rest: what roles/django_asgi installs.
-include=systemd,systemd-sysv,dbus,python3,python3-apt,python3-venv,ca-certificates,curl,iproute2
+include=systemd,systemd-sysv,dbus,python3,python3-apt,python3-venv,ca-certificates,curl,iproute2,procps
 
 mirror() {
   if [ -n "${DJANGO_ASGI_MIRROR:-}" ]; then echo "$DJANGO_ASGI_MIRROR"; return; fi
