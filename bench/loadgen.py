@@ -4,6 +4,11 @@ stop file appears, the request budget is spent, or the time limit passes, whiche
 Writes JSON: sent, failed (connection errors, timeouts, non-2xx), latency percentiles, the
 releases that answered, and a per-second timeline.
 
+Like browsers and urllib3 (RFC 9112, 9.3.1), a GET that fails on a *reused* keep-alive connection
+before any byte of a response (the server closed the idle connection as it restarted) is sent again
+once on a new connection; those are counted in stale_keepalive_retries, not hidden. A failure on a
+fresh connection, a timeout, or any non-2xx answer is a failed request.
+
   loadgen.py --url http://10.0.0.5/ --out result.json [--stop-file F] [--max-requests N]
              [--max-seconds S] [--clients C] [--rate R] [--host-header H]
 Only point it at this machine or your own test hosts.
@@ -44,7 +49,7 @@ def main():
     lock = threading.Lock()
     start = time.monotonic()
     deadline = start + args.max_seconds
-    state = {"sent": 0, "failed": 0, "errors": {}, "latencies": [], "releases": {}, "timeline": {}}
+    state = {"sent": 0, "failed": 0, "errors": {}, "latencies": [], "releases": {}, "timeline": {}, "stale_retries": 0}
     stop = threading.Event()
     interval = args.clients / args.rate if args.rate else 0
 
@@ -78,10 +83,22 @@ def main():
                 break
             t0 = time.monotonic()
             try:
-                if conn is None:
+                try:
+                    reused = conn is not None
+                    if conn is None:
+                        conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=args.timeout)
+                    conn.request("GET", path, headers={"Host": args.host_header})
+                    resp = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    # The idle connection was closed under us: one retry on a new connection.
+                    with lock:
+                        state["stale_retries"] += 1
+                    conn.close()
                     conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=args.timeout)
-                conn.request("GET", path, headers={"Host": args.host_header})
-                resp = conn.getresponse()
+                    conn.request("GET", path, headers={"Host": args.host_header})
+                    resp = conn.getresponse()
                 resp.read()
                 ok = 200 <= resp.status < 300
                 record(ok, time.monotonic() - t0, resp.getheader(RELEASE_HEADER, "-"), None if ok else f"HTTP {resp.status}")
@@ -122,6 +139,7 @@ def main():
         "sent": state["sent"],
         "failed": state["failed"],
         "errors": state["errors"],
+        "stale_keepalive_retries": state["stale_retries"],
         "rps": round(state["sent"] / elapsed, 1) if elapsed else 0,
         "p50_ms": round(percentile(lat, 50) * 1000, 2) if lat else None,
         "p99_ms": round(percentile(lat, 99) * 1000, 2) if lat else None,

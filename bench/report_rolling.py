@@ -25,7 +25,8 @@ def main():
             continue
         ratio = round(d["p99_ms"] / steady_p99, 2) if steady_p99 and d.get("p99_ms") else None
         rows.append(f"| {label} | {d['sent']} | {d['failed']} | {d['rps']} | {d['p50_ms']} | {d['p99_ms']} | {ratio if ratio else '-'}x |")
-        summary["steps"][name] = {k: d[k] for k in ("sent", "failed", "rps", "p50_ms", "p99_ms", "max_ms", "seconds", "releases")}
+        summary["steps"][name] = {k: d.get(k) for k in ("sent", "failed", "rps", "p50_ms", "p99_ms", "max_ms", "seconds", "releases",
+                                                        "stale_keepalive_retries")}
         summary["steps"][name]["p99_vs_steady"] = ratio
     text = ("# Rolling update through HAProxy: 3 app servers, serial 1, 4 clients at 60 req/s\n\n"
             + "\n".join(rows) + "\n\nAll figures from one run of `bench/run rolling`; latency ratios compare with the steady-state run of the same session.\n")

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.index),
     path("health/", views.health),
     path("async/", views.async_view),
+    path("slow/", views.slow),
     path("whoami/", views.whoami),
     path("notes/", views.notes),
 ]

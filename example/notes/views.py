@@ -28,6 +28,13 @@ async def async_view(request):
     return JsonResponse({"async": True, "asgi": request.scope.get("type") == "http", "release": _release()})
 
 
+async def slow(request):
+    """Answers after ?seconds= (at most 10): lets a test hold a request open across a restart."""
+    seconds = min(float(request.GET.get("seconds", "2")), 10.0)
+    await asyncio.sleep(seconds)
+    return JsonResponse({"slept": seconds, "release": _release()})
+
+
 def whoami(request):
     secret = os.environ.get("EXAMPLE_API_TOKEN", "")
     return JsonResponse(
