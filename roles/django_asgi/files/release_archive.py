@@ -54,6 +54,19 @@ def tar_git(git_dir, rev):
     ).stdout
 
 
+def dir_digest(root):
+    """Digest of every file's relative path and bytes: a new role version changes it."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            h.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", required=True)
@@ -62,6 +75,7 @@ def main():
     ap.add_argument("--git-dir")
     ap.add_argument("--rev")
     ap.add_argument("--exclude", action="append", default=[])
+    ap.add_argument("--fingerprint-dir", help="also print role_digest: a digest of this directory's files")
     args = ap.parse_args()
 
     if args.src:
@@ -78,7 +92,10 @@ def main():
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
             gz.write(data)
         os.replace(tmp, archive)
-    json.dump({"digest": digest, "archive": archive}, sys.stdout)
+    result = {"digest": digest, "archive": archive}
+    if args.fingerprint_dir:
+        result["role_digest"] = dir_digest(args.fingerprint_dir)
+    json.dump(result, sys.stdout)
 
 
 if __name__ == "__main__":
