@@ -9,7 +9,7 @@ before any byte of a response (the server closed the idle connection as it resta
 once on a new connection; those are counted in stale_keepalive_retries, not hidden. A failure on a
 fresh connection, a timeout, or any non-2xx answer is a failed request.
 
-  loadgen.py --url http://10.0.0.5/ --out result.json [--stop-file F] [--max-requests N]
+  loadgen.py --url http://10.0.0.5/ --out result.json [--stop-file F [--min-requests N]] [--max-requests N]
              [--max-seconds S] [--clients C] [--rate R] [--host-header H]
 Only point it at this machine or your own test hosts.
 """
@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--stop-file")
     ap.add_argument("--max-requests", type=int, default=20000)
+    ap.add_argument("--min-requests", type=int, default=0, help="the stop file counts only once this many were sent")
     ap.add_argument("--max-seconds", type=float, default=300)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--rate", type=float, default=0, help="requests/s over all clients, 0 = as fast as possible")
@@ -48,6 +49,7 @@ def main():
     path = url.path or "/"
     lock = threading.Lock()
     start = time.monotonic()
+    started_at = time.time()
     deadline = start + args.max_seconds
     state = {"sent": 0, "failed": 0, "errors": {}, "latencies": [], "releases": {}, "timeline": {}, "stale_retries": 0}
     stop = threading.Event()
@@ -120,7 +122,7 @@ def main():
 
     def watch_stop_file():
         while not stop.is_set() and time.monotonic() < deadline:
-            if args.stop_file and os.path.exists(args.stop_file):
+            if args.stop_file and os.path.exists(args.stop_file) and state["sent"] >= args.min_requests:
                 stop.set()
             time.sleep(0.1)
 
@@ -135,6 +137,7 @@ def main():
     lat = state["latencies"]
     result = {
         "url": args.url,
+        "started_at": started_at,
         "seconds": round(elapsed, 2),
         "sent": state["sent"],
         "failed": state["failed"],
