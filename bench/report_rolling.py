@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise the rolling-update figures written by the 'rolling' scenario into report.md/.json.
 
-  bench/report_rolling.py DIR    (DIR holds steady.json, update.json, unhealthy.json, rollback.json)
+  bench/report_rolling.py DIR    (DIR holds steady.json, update.json, unhealthy.json, rollback.json, forward.json)
 """
 import json
 import platform
@@ -10,7 +10,7 @@ from pathlib import Path
 
 STEPS = [("steady", "steady state, no deploy"), ("update", "rolling update v1 -> v2"),
          ("unhealthy", "release with failing health check (stopped, rolled back)"),
-         ("rollback", "rollback v2 -> v1")]
+         ("rollback", "rollback v2 -> v1"), ("forward", "rolling update v1 -> v4, pruning to 2 releases")]
 
 
 def main():
