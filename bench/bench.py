@@ -31,6 +31,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from report import score  # bench/report.py: the one definition of a configuration's score
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 INV = BENCH / "inventory"
@@ -331,11 +333,6 @@ class Bench:
                     for view in VIEWS}
         return {"class": best["class"], "workers": best["workers"], "rounds": len(rounds["default"]),
                 "seconds": self.sweep_seconds, "default": summed(rounds["default"]), "best": summed(rounds["best"])}
-
-
-def score(views):
-    """One figure per configuration: the geometric mean of the sync and async views' req/s."""
-    return (views["sync"]["rps"] * views["async"]["rps"]) ** 0.5
 
 
 def deploy_phases(logfile):
