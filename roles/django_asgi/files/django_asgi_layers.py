@@ -7,10 +7,21 @@ Each is a plain ASGI middleware class, switched on by role variables:
                  servers without a flag for it
   ReleaseHeader  names the serving release in every response (the deploy's health gate reads it)
   LifespanShim   answers ASGI lifespan events, which Django does not implement
+  CloseWhenDraining  once the server began a graceful shutdown (django_asgi_serve.py), every
+                 response says Connection: close, so no client reuses a connection about to close
 """
 import ipaddress
 import json
 import os
+import time
+
+_draining = False
+
+
+def start_draining():
+    """Called by django_asgi_serve.py in this worker process when its graceful shutdown begins."""
+    global _draining
+    _draining = True
 
 
 class HealthHost:
@@ -100,3 +111,35 @@ class LifespanShim:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class CloseWhenDraining:
+    """Connection: close on every response once this process drains. A server that cannot be
+    patched (Granian) is told by a file instead: while ``marker`` exists (the restart command
+    creates it in the unit's runtime directory before it stops the unit), looked at every 50 ms."""
+
+    def __init__(self, app, marker=None):
+        self.app = app
+        self.marker = marker
+        self.checked = 0.0
+        self.marked = False
+
+    def closing(self):
+        if _draining or not self.marker:
+            return _draining
+        now = time.monotonic()
+        if now - self.checked >= 0.05:
+            self.checked, self.marked = now, os.path.exists(self.marker)
+        return self.marked
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_closing(message):
+            if message["type"] == "http.response.start" and self.closing():
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": headers + [(b"connection", b"close")]}
+            await send(message)
+
+        return await self.app(scope, receive, send_closing)

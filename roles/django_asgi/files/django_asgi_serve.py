@@ -1,0 +1,216 @@
+"""Graceful shutdown for the ASGI servers roles/django_asgi runs, shipped into every release.
+
+On SIGTERM, Uvicorn, Hypercorn and Daphne stop listening and, in the same instant, close every
+connection that has no request in progress (Daphne even drops those that have one). Two races
+follow, and each makes a request fail with nothing a client can safely do about it (a POST cannot
+be sent again):
+  - a connection the server accepted a moment earlier, whose request bytes are already on their
+    way, is closed with unread data, and the kernel answers the client with a reset;
+  - an idle keep-alive connection is closed while its client is sending the next request on it.
+Responses sent during shutdown also carry no ``Connection: close``, so a client may reuse a
+connection the server is about to close.
+
+Here a shutdown instead: stops accepting (the systemd socket keeps queueing new connections for the
+next instance); answers every request still arriving on an open connection, within GRACE seconds,
+with ``Connection: close`` (django_asgi_layers.CloseWhenDraining); closes a connection only once it
+has answered it, or once it stayed idle for the whole GRACE; then shuts down as the server would.
+Gunicorn's own asgi worker already behaves like this and needs nothing.
+
+  gunicorn ... --worker-class django_asgi_serve.UvicornWorker     (gunicorn_uvicorn)
+  python django_asgi_serve.py uvicorn|hypercorn|daphne ARGS...      (the server's own command line)
+"""
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import django_asgi_layers
+
+# Seconds an idle connection gets to deliver a request after the shutdown began: far more than a
+# request in flight needs to arrive, far less than systemd's stop timeout.
+GRACE = 1.0
+_SERVER_ENV = "DJANGO_ASGI_SERVE"
+_patched = set()
+
+
+def patch_uvicorn():
+    """Server.shutdown for gunicorn's UvicornWorker and standalone Uvicorn (every worker process)."""
+    if "uvicorn" in _patched:
+        return
+    from uvicorn.server import Server
+
+    original = Server.shutdown
+
+    async def shutdown(self, sockets=None):
+        django_asgi_layers.start_draining()
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        # A request in flight is answered, then its connection closes.
+        for connection in list(self.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GRACE
+        while self.server_state.connections and loop.time() < deadline and not self.force_exit:
+            await asyncio.sleep(0.02)
+        # Uvicorn's own shutdown closes what is still idle and waits for the rest.
+        await original(self, sockets=None)
+
+    Server.shutdown = shutdown
+    _patched.add("uvicorn")
+
+
+def patch_hypercorn():
+    """Each worker's idle-connection timer and shutdown trigger (hypercorn.asyncio)."""
+    if "hypercorn" in _patched:
+        return
+    from hypercorn.asyncio import run, tcp_server
+
+    async def _idle_timeout(self):
+        try:
+            await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
+        except asyncio.TimeoutError:
+            pass
+        else:
+            # Shutting down: a request that arrives now cancels this timer (the connection is
+            # busy), is answered with Connection: close, and the connection closes after it.
+            await asyncio.sleep(GRACE)
+        await asyncio.shield(self._initiate_server_close())
+
+    original_serve = run.worker_serve
+
+    async def worker_serve(app, config, *, sockets=None, shutdown_trigger=None):
+        if shutdown_trigger is None:  # one process: hypercorn would install these itself
+            event = asyncio.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(signum, event.set)
+            shutdown_trigger = event.wait
+        trigger = shutdown_trigger
+
+        async def draining_trigger():
+            await trigger()
+            django_asgi_layers.start_draining()
+
+        await original_serve(app, config, sockets=sockets, shutdown_trigger=draining_trigger)
+
+    tcp_server.TCPServer._idle_timeout = _idle_timeout
+    run.worker_serve = worker_serve
+    _patched.add("hypercorn")
+
+
+def patch_daphne():
+    """Daphne (Twisted) drops every connection on SIGTERM: drain them first, then stop."""
+    if "daphne" in _patched:
+        return
+    from daphne import http_protocol, server as daphne_server
+
+    Server = daphne_server.Server
+    original_run = Server.run
+    original_listen_success = Server.listen_success
+    original_build = http_protocol.HTTPFactory.buildProtocol
+
+    def listen_success(self, port):
+        self.django_asgi_ports.append(port)
+        return original_listen_success(self, port)
+
+    def build_protocol(factory, addr):
+        protocol = original_build(factory, addr)
+        channels = factory.server.django_asgi_channels
+        channels.add(protocol)
+        lost = protocol.connectionLost
+
+        def connection_lost(reason):
+            channels.discard(protocol)
+            return lost(reason)
+
+        protocol.connectionLost = connection_lost
+        return protocol
+
+    def drain(self):
+        from twisted.internet import reactor
+
+        django_asgi_layers.start_draining()
+        for port in self.django_asgi_ports:
+            port.stopListening()
+        started = time.monotonic()
+        give_up = started + float(os.environ.get("DJANGO_ASGI_GRACEFUL_TIMEOUT", "20"))
+
+        def busy(protocol):
+            return bool(getattr(getattr(protocol, "_channel", protocol), "requests", None))
+
+        def poll():
+            now = time.monotonic()
+            if now >= started + GRACE:
+                for protocol in [p for p in self.django_asgi_channels if not busy(p)]:
+                    if protocol.transport is not None:
+                        protocol.transport.loseConnection()
+            if not self.django_asgi_channels or now >= give_up:
+                reactor.stop()
+            else:
+                reactor.callLater(0.02, poll)
+
+        poll()
+
+    def run(self):
+        from twisted.internet import reactor
+
+        self.django_asgi_ports = []
+        self.django_asgi_channels = set()
+
+        def on_sigterm(*_):
+            reactor.callFromThread(drain, self)
+
+        # After Twisted installed its own handlers (which stop the reactor at once).
+        reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
+        return original_run(self)
+
+    Server.listen_success = listen_success
+    Server.run = run
+    http_protocol.HTTPFactory.buildProtocol = build_protocol
+    _patched.add("daphne")
+
+
+_PATCHES = {"uvicorn": patch_uvicorn, "hypercorn": patch_hypercorn, "daphne": patch_daphne}
+
+# Worker processes that Uvicorn and Hypercorn spawn import this file again as __mp_main__.
+if os.environ.get(_SERVER_ENV) in _PATCHES:
+    _PATCHES[os.environ[_SERVER_ENV]]()
+
+try:
+    from uvicorn_worker import UvicornWorker as _UvicornWorker
+except ImportError:  # another server's venv
+    pass
+else:
+    patch_uvicorn()
+
+    class UvicornWorker(_UvicornWorker):
+        """uvicorn_worker.UvicornWorker with the graceful shutdown above."""
+
+
+def main():
+    server = sys.argv[1] if len(sys.argv) > 1 else ""
+    if server not in _PATCHES:
+        sys.exit(f"usage: {sys.argv[0]} {'|'.join(_PATCHES)} ARGS...")
+    os.environ[_SERVER_ENV] = server
+    _PATCHES[server]()
+    sys.argv = [server] + sys.argv[2:]
+    if server == "uvicorn":
+        import uvicorn.main
+
+        uvicorn.main.main()
+    elif server == "hypercorn":
+        from hypercorn.__main__ import main as hypercorn_main
+
+        sys.exit(hypercorn_main())
+    else:
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
