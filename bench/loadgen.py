@@ -1,22 +1,30 @@
 #!/usr/bin/env python3
-"""Bounded HTTP load for zero-downtime checks: N keep-alive clients send GET requests until a
-stop file appears, the request budget is spent, or the time limit passes, whichever is first.
-Writes JSON: sent, failed (connection errors, timeouts, non-2xx), latency percentiles, the
-releases that answered, and a per-second timeline.
+"""Bounded HTTP load for zero-downtime checks: N keep-alive clients send requests until a stop
+file appears, the request budget is spent, or the time limit passes, whichever is first.
+Writes JSON: sent, failed, failures by kind, latency percentiles, the releases that answered, and
+a per-second timeline.
+
+With --post-every N, every Nth request of a client is a POST to --post-path (it writes a row in the
+example app), so that a check covers what a client can never send twice.
 
 Like browsers and urllib3 (RFC 9112, 9.3.1), a GET that fails on a *reused* keep-alive connection
 before any byte of a response (the server closed the idle connection as it restarted) is sent again
-once on a new connection; those are counted in stale_keepalive_retries, not hidden. A failure on a
-fresh connection, a timeout, or any non-2xx answer is a failed request.
+once on a new connection; those are counted in stale_keepalive_retries, not hidden. A POST is never
+sent again. Failure kinds:
+  reset_fresh    the connection broke before any response, on a new connection
+  reset_reused   the same on a reused keep-alive connection (a POST; a GET is retried once, above)
+  timeout        no answer within --timeout
+  http_5xx, http_other   an answer outside 2xx
 
   loadgen.py --url http://10.0.0.5/ --out result.json [--stop-file F [--min-requests N]] [--max-requests N]
-             [--max-seconds S] [--clients C] [--rate R] [--host-header H]
+             [--max-seconds S] [--clients C] [--rate R] [--host-header H] [--post-every N]
 Only point it at this machine or your own test hosts.
 """
 import argparse
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 import urllib.parse
@@ -43,6 +51,8 @@ def main():
     ap.add_argument("--rate", type=float, default=0, help="requests/s over all clients, 0 = as fast as possible")
     ap.add_argument("--host-header", default="localhost")
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--post-every", type=int, default=0, help="every Nth request of a client is a POST (0: none)")
+    ap.add_argument("--post-path", default="/notes/")
     args = ap.parse_args()
 
     url = urllib.parse.urlsplit(args.url)
@@ -51,11 +61,12 @@ def main():
     start = time.monotonic()
     started_at = time.time()
     deadline = start + args.max_seconds
-    state = {"sent": 0, "failed": 0, "errors": {}, "latencies": [], "releases": {}, "timeline": {}, "stale_retries": 0}
+    state = {"sent": 0, "failed": 0, "errors": {}, "kinds": {}, "latencies": [], "releases": {}, "timeline": {},
+             "stale_retries": 0, "posts": 0}
     stop = threading.Event()
     interval = args.clients / args.rate if args.rate else 0
 
-    def record(ok, latency, release, error=None):
+    def record(ok, latency, release, error=None, kind=None):
         second = int(time.monotonic() - start)
         with lock:
             state["sent"] += 1
@@ -69,6 +80,7 @@ def main():
                 state["failed"] += 1
                 slot["failed"] += 1
                 state["errors"][error] = state["errors"].get(error, 0) + 1
+                state["kinds"][kind] = state["kinds"].get(kind, 0) + 1
 
     def take_budget():
         with lock:
@@ -79,36 +91,55 @@ def main():
 
     def client():
         conn = None
+        count = 0
         while not stop.is_set() and time.monotonic() < deadline:
             if not take_budget():
                 stop.set()
                 break
+            count += 1
+            post = args.post_every > 0 and count % args.post_every == 0
+            method, target = ("POST", args.post_path) if post else ("GET", path)
+            body = json.dumps({"text": f"loadgen {count}"}) if post else None
+            headers = {"Host": args.host_header}
+            if post:
+                headers["Content-Type"] = "application/json"
             t0 = time.monotonic()
+            reused = False
             try:
                 try:
                     reused = conn is not None
                     if conn is None:
                         conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=args.timeout)
-                    conn.request("GET", path, headers={"Host": args.host_header})
+                    conn.request(method, target, body=body, headers=headers)
                     resp = conn.getresponse()
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    if not reused:
+                    if not reused or post:
                         raise
-                    # The idle connection was closed under us: one retry on a new connection.
+                    # The idle connection was closed under us: one retry of the GET on a new connection.
                     with lock:
                         state["stale_retries"] += 1
                     conn.close()
+                    reused = False
                     conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=args.timeout)
-                    conn.request("GET", path, headers={"Host": args.host_header})
+                    conn.request(method, target, body=body, headers=headers)
                     resp = conn.getresponse()
                 resp.read()
                 ok = 200 <= resp.status < 300
-                record(ok, time.monotonic() - t0, resp.getheader(RELEASE_HEADER, "-"), None if ok else f"HTTP {resp.status}")
+                kind = None if ok else ("http_5xx" if resp.status >= 500 else "http_other")
+                record(ok, time.monotonic() - t0, resp.getheader(RELEASE_HEADER, "-"),
+                       None if ok else f"{method} HTTP {resp.status}", kind)
+                if post and ok:
+                    with lock:
+                        state["posts"] += 1
                 if resp.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None
             except Exception as exc:  # every failure counts, whatever its kind
-                record(False, time.monotonic() - t0, None, type(exc).__name__)
+                if isinstance(exc, (socket.timeout, TimeoutError)):
+                    kind = "timeout"
+                else:
+                    kind = "reset_reused" if reused else "reset_fresh"
+                record(False, time.monotonic() - t0, None, f"{method} {type(exc).__name__}", kind)
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -142,6 +173,8 @@ def main():
         "sent": state["sent"],
         "failed": state["failed"],
         "errors": state["errors"],
+        "failed_by_kind": state["kinds"],
+        "posts_ok": state["posts"],
         "stale_keepalive_retries": state["stale_retries"],
         "rps": round(state["sent"] / elapsed, 1) if elapsed else 0,
         "p50_ms": round(percentile(lat, 50) * 1000, 2) if lat else None,
@@ -156,7 +189,7 @@ def main():
     }
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
-    print(json.dumps({k: result[k] for k in ("sent", "failed", "rps", "p50_ms", "p99_ms", "releases")}))
+    print(json.dumps({k: result[k] for k in ("sent", "failed", "failed_by_kind", "rps", "p50_ms", "p99_ms", "releases")}))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pwd
+import signal
 
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +21,10 @@ def index(request):
 
 
 def health(request):
+    # The tests make a built release unhealthy at run time with a file in the state directory.
+    marker = os.path.join(os.environ.get("DJANGO_ASGI_STATE_DIR", "/nonexistent"), "unhealthy-" + _release())
+    if os.path.exists(marker):
+        return JsonResponse({"status": "unhealthy", "release": _release()}, status=503)
     return JsonResponse({"status": "ok", "release": _release()})
 
 
@@ -45,6 +50,9 @@ def whoami(request):
             # A digest lets a test check the secret arrived without the secret travelling back.
             "secret_sha256": hashlib.sha256(secret.encode()).hexdigest() if secret else "",
             "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE", ""),
+            # What a proxy in front forwarded, as it reached the app.
+            "forwarded_for": request.META.get("HTTP_X_FORWARDED_FOR", ""),
+            "forwarded_proto": request.META.get("HTTP_X_FORWARDED_PROTO", ""),
         }
     )
 
@@ -54,6 +62,9 @@ def notes(request):
     if request.method == "POST":
         text = json.loads(request.body or b"{}").get("text", "")
         note = Note.objects.create(text=text[:200])
+        if request.GET.get("then") == "die":
+            # The tests' replay check: the row is written, then the worker dies before it answers.
+            os.kill(os.getpid(), signal.SIGKILL)
         return JsonResponse({"id": note.id, "text": note.text}, status=201)
     if request.method == "GET":
         return JsonResponse({"count": Note.objects.count(), "texts": list(Note.objects.values_list("text", flat=True))})
