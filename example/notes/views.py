@@ -22,8 +22,9 @@ def index(request):
 
 def health(request):
     # The tests make a built release unhealthy at run time with a file in the state directory.
+    # ... or, for every release, with an environment value (a broken configuration, not broken code).
     marker = os.path.join(os.environ.get("DJANGO_ASGI_STATE_DIR", "/nonexistent"), "unhealthy-" + _release())
-    if os.path.exists(marker):
+    if os.path.exists(marker) or os.environ.get("EXAMPLE_HEALTH") == "fail":
         return JsonResponse({"status": "unhealthy", "release": _release()}, status=503)
     return JsonResponse({"status": "ok", "release": _release()})
 
