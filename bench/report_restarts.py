@@ -31,18 +31,18 @@ def main():
         summary[server] = {m: (None if d is None else {k: d[k] for k in ("restarts", "sent", "failed", "failed_by_kind",
                                                                         "posts_ok", "stale_keepalive_retries", "p99_ms")})
                            for m, d in figures.items()}
-        restarts = next((d["restarts"] for d in figures.values() if d), 0)
-        rows.append(f"| {server} | {restarts} | {cell(figures['deploy'])} | {cell(figures['plain'])} |")
+        counts = [str(d["restarts"]) if d else "-" for d in figures.values()]
+        rows.append(f"| {server} | {' / '.join(counts)} | {cell(figures['deploy'])} | {cell(figures['plain'])} |")
     lines = [
         "# Restarts under load",
         "",
-        "Each server on its own host, restarted many times in a row under a direct keep-alive loop (2 clients,",
+        "Each server on its own host, the hosts one after another, restarted many times in a row under a direct keep-alive loop (2 clients,",
         "40 req/s, every third request a POST that writes a row; a GET failing on a reused connection is sent",
         "once more, as clients do, a POST never). Failed requests / requests sent, and the failures by kind:",
         "reset before any response on a new connection (`reset_fresh`) or on a reused one (`reset_reused`),",
         "`http_5xx`, `timeout`.",
         "",
-        f"| server | restarts | {MODES[0][1]}: failed / sent | {MODES[1][1]}: failed / sent |",
+        f"| server | restarts ({MODES[0][0]} / {MODES[1][0]}) | {MODES[0][1]}: failed / sent | {MODES[1][1]}: failed / sent |",
         "| --- | --- | --- | --- |",
         *rows,
         "",

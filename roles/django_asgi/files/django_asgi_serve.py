@@ -11,18 +11,23 @@ Responses sent during shutdown also carry no ``Connection: close``, so a client 
 connection the server is about to close.
 
 Here a shutdown instead: stops accepting (the systemd socket keeps queueing new connections for the
-next instance); answers every request still arriving on an open connection, within GRACE seconds,
-with ``Connection: close`` (django_asgi_layers.CloseWhenDraining); closes a connection only once it
-has answered it, or once it stayed idle for the whole GRACE; then shuts down as the server would.
-Gunicorn's own asgi worker already behaves like this and needs nothing.
+next instance); answers every request still arriving on an open connection with ``Connection:
+close`` (django_asgi_layers.CloseWhenDraining); closes a connection only once it has answered it,
+or once it stayed idle for GRACE seconds with no byte waiting in the kernel (checked right before
+the close, with nothing in between: a request on its way, on a host too busy to read it yet, is
+never cut); then shuts down as the server would. Gunicorn's own asgi worker already behaves like
+this and needs nothing.
 
   gunicorn ... --worker-class django_asgi_serve.UvicornWorker     (gunicorn_uvicorn)
   python django_asgi_serve.py uvicorn|hypercorn|daphne ARGS...      (the server's own command line)
 """
 import asyncio
+import fcntl
 import os
 import signal
+import struct
 import sys
+import termios
 import time
 
 import django_asgi_layers
@@ -34,6 +39,17 @@ _SERVER_ENV = "DJANGO_ASGI_SERVE"
 _patched = set()
 
 
+def bytes_waiting(sock):
+    """Bytes the kernel received on this connection that the server has not read yet."""
+    try:
+        fileno = sock.fileno()
+        if fileno < 0:
+            return 0
+        return struct.unpack("i", fcntl.ioctl(fileno, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError, ValueError):
+        return 0
+
+
 def patch_uvicorn():
     """Server.shutdown for gunicorn's UvicornWorker and standalone Uvicorn (every worker process)."""
     if "uvicorn" in _patched:
@@ -41,6 +57,10 @@ def patch_uvicorn():
     from uvicorn.server import Server
 
     original = Server.shutdown
+
+    def idle(connection):
+        cycle = getattr(connection, "cycle", None)
+        return cycle is None or cycle.response_complete
 
     async def shutdown(self, sockets=None):
         django_asgi_layers.start_draining()
@@ -50,14 +70,19 @@ def patch_uvicorn():
             sock.close()
         # A request in flight is answered, then its connection closes.
         for connection in list(self.server_state.connections):
-            cycle = getattr(connection, "cycle", None)
-            if cycle is not None and not cycle.response_complete:
-                cycle.keep_alive = False
+            if not idle(connection):
+                connection.cycle.keep_alive = False
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + GRACE
+        started = loop.time()
+        deadline = started + (self.config.timeout_graceful_shutdown or 30)
         while self.server_state.connections and loop.time() < deadline and not self.force_exit:
+            if loop.time() >= started + GRACE:
+                for connection in list(self.server_state.connections):
+                    transport = connection.transport
+                    if idle(connection) and not bytes_waiting(transport.get_extra_info("socket")):
+                        connection.shutdown()  # closes the idle transport, synchronously
             await asyncio.sleep(0.02)
-        # Uvicorn's own shutdown closes what is still idle and waits for the rest.
+        # Uvicorn's own shutdown: whatever is left, its tasks and lifespan.
         await original(self, sockets=None)
 
     Server.shutdown = shutdown
@@ -70,16 +95,24 @@ def patch_hypercorn():
         return
     from hypercorn.asyncio import run, tcp_server
 
+    def busy(server):
+        protocol = getattr(server.protocol, "protocol", None)
+        return (getattr(protocol, "stream", None) is not None
+                or len(getattr(server.reader, "_buffer", b"")) > 0
+                or bytes_waiting(server.writer.get_extra_info("socket")) > 0)
+
     async def _idle_timeout(self):
         try:
             await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
         except asyncio.TimeoutError:
-            pass
-        else:
-            # Shutting down: a request that arrives now cancels this timer (the connection is
-            # busy), is answered with Connection: close, and the connection closes after it.
-            await asyncio.sleep(GRACE)
-        await asyncio.shield(self._initiate_server_close())
+            return await asyncio.shield(self._initiate_server_close())  # keep-alive expired, as before
+        # Shutting down: a request that arrives now cancels this timer (the connection is busy), is
+        # answered with Connection: close, and the connection closes after it. An idle one closes
+        # once nothing waits to be read; the check and the close run with nothing in between.
+        await asyncio.sleep(GRACE)
+        while busy(self):
+            await asyncio.sleep(0.02)
+        self.writer.close()
 
     original_serve = run.worker_serve
 
@@ -140,7 +173,10 @@ def patch_daphne():
         give_up = started + float(os.environ.get("DJANGO_ASGI_GRACEFUL_TIMEOUT", "20"))
 
         def busy(protocol):
-            return bool(getattr(getattr(protocol, "_channel", protocol), "requests", None))
+            if getattr(getattr(protocol, "_channel", protocol), "requests", None):
+                return True
+            handle = getattr(protocol.transport, "getHandle", None)
+            return handle is not None and bytes_waiting(handle()) > 0
 
         def poll():
             now = time.monotonic()
