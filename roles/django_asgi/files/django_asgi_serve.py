@@ -116,18 +116,24 @@ def patch_hypercorn():
 
     original_serve = run.worker_serve
 
+    # Hypercorn's main process terminates every worker as soon as the first one has exited, so a
+    # worker that still answers requests would die mid-request: the unit sends SIGTERM to every
+    # process at once instead (KillMode=control-group, vars/servers/hypercorn.yml), and each worker
+    # drains on its own SIGTERM, whatever the main process does.
     async def worker_serve(app, config, *, sockets=None, shutdown_trigger=None):
-        if shutdown_trigger is None:  # one process: hypercorn would install these itself
-            event = asyncio.Event()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                asyncio.get_running_loop().add_signal_handler(signum, event.set)
-            shutdown_trigger = event.wait
-        trigger = shutdown_trigger
+        signalled = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, signalled.set)
+        triggers = [signalled.wait] + ([shutdown_trigger] if shutdown_trigger is not None else [])
 
         async def draining_trigger():
-            await trigger()
+            waiting = [asyncio.ensure_future(t()) for t in triggers]
+            _, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
             django_asgi_layers.start_draining()
 
+        # The main process's terminate() (SIGTERM) only sets the event again.
         await original_serve(app, config, sockets=sockets, shutdown_trigger=draining_trigger)
 
     tcp_server.TCPServer._idle_timeout = _idle_timeout
@@ -172,18 +178,23 @@ def patch_daphne():
         started = time.monotonic()
         give_up = started + float(os.environ.get("DJANGO_ASGI_GRACEFUL_TIMEOUT", "20"))
 
+        # Twisted hands out a wrapper (_GenericHTTPChannelProtocol) around the HTTPChannel.
+        def channel(protocol):
+            return getattr(protocol, "_channel", protocol)
+
         def busy(protocol):
-            if getattr(getattr(protocol, "_channel", protocol), "requests", None):
+            if getattr(channel(protocol), "requests", None):
                 return True
-            handle = getattr(protocol.transport, "getHandle", None)
+            handle = getattr(getattr(channel(protocol), "transport", None), "getHandle", None)
             return handle is not None and bytes_waiting(handle()) > 0
 
         def poll():
             now = time.monotonic()
             if now >= started + GRACE:
                 for protocol in [p for p in self.django_asgi_channels if not busy(p)]:
-                    if protocol.transport is not None:
-                        protocol.transport.loseConnection()
+                    transport = getattr(channel(protocol), "transport", None)
+                    if transport is not None:
+                        transport.loseConnection()
             if not self.django_asgi_channels or now >= give_up:
                 reactor.stop()
             else:
