@@ -36,7 +36,7 @@ def main():
     lines = [
         "# Restarts under load",
         "",
-        "Each server on its own host, two hosts at a time, restarted many times in a row under a direct keep-alive loop (2 clients,",
+        "Each server on its own host, two hosts at a time (each loop runs only while its host restarts), restarted many times in a row under a direct keep-alive loop (2 clients,",
         "40 req/s, every third request a POST that writes a row; a GET failing on a reused connection is sent",
         "once more, as clients do, a POST never). Failed requests / requests sent, and the failures by kind:",
         "reset before any response on a new connection (`reset_fresh`) or on a reused one (`reset_reused`),",
