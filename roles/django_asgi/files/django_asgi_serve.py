@@ -237,6 +237,20 @@ else:
     class UvicornWorker(_UvicornWorker):
         """uvicorn_worker.UvicornWorker with the graceful shutdown above."""
 
+try:
+    from gunicorn.workers.gasgi import ASGIWorker as _GunicornASGIWorker
+except ImportError:  # another server's venv
+    pass
+else:
+    class GunicornASGIWorker(_GunicornASGIWorker):
+        """Gunicorn's asgi worker closes a connection after the response in flight at SIGTERM,
+        although that response promised keep-alive. Here SIGTERM first makes every response say
+        Connection: close, and the worker stops GRACE seconds later."""
+
+        def handle_exit_signal(self):
+            django_asgi_layers.start_draining()
+            self.loop.call_later(GRACE, super().handle_exit_signal)
+
 
 def main():
     server = sys.argv[1] if len(sys.argv) > 1 else ""
