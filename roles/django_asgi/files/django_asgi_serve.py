@@ -15,8 +15,8 @@ next instance); answers every request still arriving on an open connection with 
 close`` (django_asgi_layers.CloseWhenDraining); closes a connection only once it has answered it,
 or once it stayed idle for GRACE seconds with no byte waiting in the kernel (checked right before
 the close, with nothing in between: a request on its way, on a host too busy to read it yet, is
-never cut); then shuts down as the server would. Gunicorn's own asgi worker already behaves like
-this and needs nothing.
+never cut); then shuts down as the server would. Gunicorn's own asgi worker closes idle connections
+itself, but must not close one right after a response that promised keep-alive (GunicornASGIWorker).
 
   gunicorn ... --worker-class django_asgi_serve.UvicornWorker     (gunicorn_uvicorn)
   python django_asgi_serve.py uvicorn|hypercorn|daphne ARGS...      (the server's own command line)
@@ -207,9 +207,13 @@ def patch_daphne():
 
         self.django_asgi_ports = []
         self.django_asgi_channels = set()
+        self.django_asgi_draining = False
 
         def on_sigterm(*_):
-            reactor.callFromThread(drain, self)
+            # A second SIGTERM (systemd's, after a manual kill) must not start a second drain.
+            if not self.django_asgi_draining:
+                self.django_asgi_draining = True
+                reactor.callFromThread(drain, self)
 
         # After Twisted installed its own handlers (which stop the reactor at once).
         reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
@@ -238,18 +242,51 @@ else:
         """uvicorn_worker.UvicornWorker with the graceful shutdown above."""
 
 try:
+    from gunicorn.asgi import protocol as _gunicorn_asgi_protocol
     from gunicorn.workers.gasgi import ASGIWorker as _GunicornASGIWorker
 except ImportError:  # another server's venv
     pass
 else:
+    _gunicorn_serve_http_request = _gunicorn_asgi_protocol.ASGIProtocol._serve_http_request
+
+    async def _counted_serve_http_request(self, *args, **kwargs):
+        # The connection loop decides keep-alive right after this returns, in the same step of the
+        # event loop: while the count is 0 no response is between its headers and that decision.
+        self.worker.django_asgi_busy += 1
+        try:
+            return await _gunicorn_serve_http_request(self, *args, **kwargs)
+        finally:
+            self.worker.django_asgi_busy -= 1
+
+    _gunicorn_asgi_protocol.ASGIProtocol._serve_http_request = _counted_serve_http_request
+
     class GunicornASGIWorker(_GunicornASGIWorker):
-        """Gunicorn's asgi worker closes a connection after the response in flight at SIGTERM,
-        although that response promised keep-alive. Here SIGTERM first makes every response say
-        Connection: close, and the worker stops GRACE seconds later."""
+        """Gunicorn's asgi worker announces keep-alive in a response's headers while it runs, but
+        once SIGTERM cleared its "alive" flag it closes the connection after that response anyway:
+        a client sending its next request on it fails (a POST cannot be retried). Here SIGTERM
+        stops accepting and makes every response say Connection: close, and the flag is cleared
+        only at a moment no response is in progress (or at the graceful timeout), so a response
+        that promised keep-alive is never followed by a close."""
+
+        django_asgi_busy = 0
+        django_asgi_stopping = False
 
         def handle_exit_signal(self):
+            if self.django_asgi_stopping:
+                return
+            self.django_asgi_stopping = True
             django_asgi_layers.start_draining()
-            self.loop.call_later(GRACE, super().handle_exit_signal)
+            for server in self.servers:
+                server.close()
+            give_up = self.loop.time() + self.cfg.graceful_timeout
+
+            def stop_when_no_response_in_progress():
+                if self.django_asgi_busy == 0 or self.loop.time() >= give_up:
+                    _GunicornASGIWorker.handle_exit_signal(self)
+                else:
+                    self.loop.call_later(0.01, stop_when_no_response_in_progress)
+
+            stop_when_no_response_in_progress()
 
 
 def main():
