@@ -5,6 +5,7 @@ under a direct keep-alive loop of GETs and POSTs (bench/playbooks/restarts.yml),
   report_restarts.py RESULTS_DIR
 """
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -47,6 +48,29 @@ def main():
         *rows,
         "",
     ]
+    probe_rows = []
+    for server in SERVERS:
+        path = out / f"{server}-probe.json"
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        probe, restart = statistics.median(d["probe_ms"]), statistics.median(d["restart_ms"])
+        summary[server]["probe"] = {"probe_ms_median": probe, "restart_ms_median": restart, **d}
+        probe_rows.append(f"| {server} | {probe / 1000:.2f} s | {restart / 1000:.2f} s | {probe / restart:.2f} |")
+    if probe_rows:
+        lines += [
+            "## What proving a release costs",
+            "",
+            "Before `current` moves, a deploy boots the release beside the live one on its private socket",
+            "(`<app>-probe@<release>`, one worker) until its health path answers, then stops it. Medians of",
+            f"{len(d['probe_ms'])} samples per server, one host at a time, against a restart as a deploy does it (until the",
+            "health path answers again). Ansible adds its own few tasks around the probe.",
+            "",
+            "| server | probe | restart | probe / restart |",
+            "| --- | --- | --- | --- |",
+            *probe_rows,
+            "",
+        ]
     (out / "report.md").write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines))
