@@ -6,7 +6,7 @@ sha256 of the archive names the release: one id per deploy on every host, and re
 unchanged source changes nothing. Prints JSON: {"digest": ..., "archive": ...}.
 
   release_archive.py --out-dir DIR --name APP --src PROJECT_DIR [--exclude PATTERN ...]
-  release_archive.py --out-dir DIR --name APP --git-dir CLONE --rev COMMIT
+  release_archive.py --out-dir DIR --name APP --git-dir CLONE --rev COMMIT [--exclude PATTERN ...]
 """
 import argparse
 import fnmatch
@@ -22,23 +22,33 @@ import tarfile
 FIXED_MTIME = 946684800  # 2000-01-01: stable, and never "in the future" for make-like tools
 
 
+def excluded(name, excludes):
+    return any(fnmatch.fnmatch(name, p) for p in excludes)
+
+
+def normalize(info):
+    """Same owner, time and modes whatever the checkout: the bytes depend on the content only."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = FIXED_MTIME
+    # Code is read-only for the app user: rw-r--r-- / rwxr-xr-x, never group/world-writable.
+    info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
+    info.pax_headers = {}
+    return info
+
+
 def tar_directory(src, excludes):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for root, dirs, files in os.walk(src):
-            dirs[:] = sorted(d for d in dirs if not any(fnmatch.fnmatch(d, p) for p in excludes))
+            dirs[:] = sorted(d for d in dirs if not excluded(d, excludes))
             for name in sorted(dirs) + sorted(files):
-                if name in files and any(fnmatch.fnmatch(name, p) for p in excludes):
+                if name in files and excluded(name, excludes):
                     continue
                 path = os.path.join(root, name)
                 if os.path.islink(path) and name in dirs:
                     continue
-                info = tar.gettarinfo(path, arcname=os.path.relpath(path, src))
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
-                info.mtime = FIXED_MTIME
-                # Code is read-only for the app user: rw-r--r-- / rwxr-xr-x, never group/world-writable.
-                info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
+                info = normalize(tar.gettarinfo(path, arcname=os.path.relpath(path, src)))
                 if info.isfile():
                     with open(path, "rb") as fh:
                         tar.addfile(info, fh)
@@ -47,11 +57,20 @@ def tar_directory(src, excludes):
     return buf.getvalue()
 
 
-def tar_git(git_dir, rev):
-    return subprocess.run(
-        ["git", "-C", git_dir, "archive", "--format=tar", f"--mtime={FIXED_MTIME}", rev],
-        check=True, capture_output=True,
+def tar_git(git_dir, rev, excludes):
+    """The commit's tree, with the same excludes and normalization as a directory. (git archive
+    --mtime would fix the times, but git before 2.42, Debian 12's 2.39 included, lacks it.)"""
+    raw = subprocess.run(
+        ["git", "-C", git_dir, "archive", "--format=tar", rev], check=True, capture_output=True,
     ).stdout
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as src, \
+            tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info in sorted(src.getmembers(), key=lambda i: i.name):
+            if any(excluded(part, excludes) for part in info.name.split("/")):
+                continue
+            tar.addfile(normalize(info), src.extractfile(info) if info.isfile() else None)
+    return buf.getvalue()
 
 
 def dir_digest(root):
@@ -83,13 +102,20 @@ def main():
             sys.exit(f"django_asgi_source: {args.src} has no manage.py at its root")
         data = tar_directory(args.src, args.exclude)
     else:
-        data = tar_git(args.git_dir, args.rev)
+        data = tar_git(args.git_dir, args.rev, args.exclude)
     digest = hashlib.sha256(data).hexdigest()
-    os.makedirs(args.out_dir, exist_ok=True)
+    # An archive is the project's code: readable by the deploying user only (archives written by
+    # earlier versions of this script were 0644: they are tightened too).
+    os.makedirs(args.out_dir, mode=0o700, exist_ok=True)
+    os.chmod(args.out_dir, 0o700)
+    for entry in os.scandir(args.out_dir):
+        if entry.is_file(follow_symlinks=False) and entry.stat().st_mode & 0o077:
+            os.chmod(entry.path, 0o600)
     archive = os.path.join(args.out_dir, f"{args.name}-{digest[:16]}.tar.gz")
     if not os.path.exists(archive):
         tmp = archive + ".tmp"
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
             gz.write(data)
         os.replace(tmp, archive)
     result = {"digest": digest, "archive": archive}
