@@ -269,7 +269,7 @@ class Bench:
                 # deploy timings, that is all it does.
                 v1 = self.live["source"] if self.live.get("server") == server else v1
                 self.playbook("rolling", "playbooks/deploy.yml", f"switch-{server}",
-                              {"django_asgi_server": server, "django_asgi_source": v1, "django_asgi_serial": "100%"})
+                              {"django_asgi_server": server, "django_asgi_source": v1, "django_asgi_rollout_serial": "100%"})
                 self.lb_ready = True
             else:
                 # All three hosts at once, role only: nothing is measured during the switch.

@@ -52,7 +52,7 @@ def why_fleet(kind, one, six, cpus):
     text = f"build {p6['build and migrate']} s vs {p1['build and migrate']} s: {shared}"
     if p6["roll"] > 2 * p1["roll"]:
         text += (f"; roll {p6['roll']} s vs {p1['roll']} s: the deploy activates one host at a time "
-                 f"(django_asgi_serial 1, {p6['roll'] / six['hosts']:.1f} s per host), by design")
+                 f"(django_asgi_rollout_serial 1, {p6['roll'] / six['hosts']:.1f} s per host), by design")
     return text
 
 
