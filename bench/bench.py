@@ -10,13 +10,14 @@
 3. per server: a rolling update of 3 hosts under two request loops of at least 10k requests each:
    one through HAProxy, one straight to the first host's app server (no load balancer to retry
    while that host restarts);
-4. a PNG timeline of the default server's rolling update.
+4. a PNG timeline of the default server's rolling update;
+5. a deploy window's drain and undrain: the rollout role's raw socat against community.general.haproxy.
 
 Writes bench/results/report.md, report.json and rolling-timeline.png. Every request loop is bounded
 by count and time, and every figure compared is measured in this run. Loads go only to the bench
 containers on this machine.
 
-One file a section: timings.py (1), throughput.py (2), rolling.py (3), report.py (4, and the
+One file a section: timings.py (1), throughput.py (2), rolling.py (3, 5), report.py (4, and the
 report); harness.py holds what they share (hosts, playbook runs, wrk, request loops). This file
 runs them in order.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from harness import (BENCH, HOST_SINGLE, HOSTS_ROLL, LB, LOAD_CLIENTS, LOAD_RATE, MIN_REQUESTS, SERVERS,
                      EXTRA_REQUIREMENT, Harness, log)
-from rolling import rolling_update
+from rolling import lb_drain, rolling_update
 from throughput import throughput
 from timings import deploy_timings
 
@@ -108,6 +109,8 @@ def main():
         if not args.skip_timings:
             results["timings"], live = deploy_timings(h)
         per_server(h, [s for s in args.servers.split(",") if s], results, live)
+        if results["servers"]:
+            results["lb_drain"] = lb_drain(h)
     finally:
         results["seconds"] = round(time.monotonic() - t0, 1)
         (out / "raw.json.tmp").write_text(json.dumps(results, indent=1))

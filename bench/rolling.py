@@ -1,6 +1,8 @@
 """Section 3 of the report: per server, a rolling update of 3 hosts under two request loops of at
 least 10k requests each: one through HAProxy, one straight to the first host's app server (no load
-balancer to retry while that host restarts). The timeline of its steps feeds the PNG."""
+balancer to retry while that host restarts). The timeline of its steps feeds the PNG. Then a
+deploy window's drain and undrain, the rollout role's way against community.general.haproxy."""
+import json
 import re
 import time
 from datetime import datetime
@@ -27,6 +29,13 @@ def rolling_update(h, server, source, host, single_url, lb_url):
     for kind in ("single_host", "rolling"):
         log(f"  {kind}: {figures[kind]['sent']} requests, {figures[kind]['failed']} failed, p99 {figures[kind]['p99_ms']} ms")
     return figures
+
+
+def lb_drain(h):
+    """Seconds of draining one app server and putting it back, several times, each way."""
+    log("draining a host: the rollout role against community.general.haproxy")
+    h.playbook("rolling", "bench/playbooks/lb-drain.yml", "lb-drain", {"bench_out": str(h.work)})
+    return json.loads((h.work / "lb-drain.json").read_text())
 
 
 def deploy_steps(logfile):
