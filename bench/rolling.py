@@ -43,7 +43,7 @@ def deploy_steps(logfile):
     steps, pending = [], None
     host_order = iter(HOSTS_ROLL)
     names = {"Build": "build", "Migrate from one host": "migrate", "Drain the host in the load balancer": "drain",
-             "Restart the service": "restart", "Put the host back in the load balancer": "ready"}
+             "Serve the release and wait until it answers the health check": "restart", "Put the host back in the load balancer": "ready"}
     current_host = None
     for line in Path(logfile).read_text().splitlines():
         # Task names of either role come with its name in front.
