@@ -7,7 +7,11 @@ a per-second timeline.
 With --post-every N, every Nth request of a client is a POST to --post-path (it writes a row in the
 example app), so that a check covers what a client can never send twice.
 
-Like browsers and urllib3 (RFC 9112, 9.3.1), a GET that fails on a *reused* keep-alive connection
+Like browsers and urllib3, a client looks at an idle keep-alive connection before reusing it: one
+the server has closed meanwhile (its FIN arrived: the socket reads as ready) is dropped and the
+request goes on a new connection (counted in closed_before_reuse). Without that look, every POST
+sent on a connection the server closed while it sat idle fails, whenever the close happened.
+Like them too (RFC 9112, 9.3.1), a GET that fails on a *reused* keep-alive connection
 before any byte of a response (the server closed the idle connection as it restarted) is sent again
 once on a new connection; those are counted in stale_keepalive_retries, not hidden. A POST is never
 sent again. Failure kinds:
@@ -24,6 +28,7 @@ import argparse
 import http.client
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -62,7 +67,7 @@ def main():
     started_at = time.time()
     deadline = start + args.max_seconds
     state = {"sent": 0, "failed": 0, "errors": {}, "kinds": {}, "latencies": [], "releases": {}, "timeline": {},
-             "stale_retries": 0, "posts": 0}
+             "stale_retries": 0, "posts": 0, "closed_before_reuse": 0}
     stop = threading.Event()
     interval = args.clients / args.rate if args.rate else 0
 
@@ -107,6 +112,11 @@ def main():
             reused = False
             try:
                 try:
+                    if conn is not None and conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+                        with lock:
+                            state["closed_before_reuse"] += 1
+                        conn.close()
+                        conn = None
                     reused = conn is not None
                     if conn is None:
                         conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=args.timeout)
@@ -176,6 +186,7 @@ def main():
         "failed_by_kind": state["kinds"],
         "posts_ok": state["posts"],
         "stale_keepalive_retries": state["stale_retries"],
+        "closed_before_reuse": state["closed_before_reuse"],
         "rps": round(state["sent"] / elapsed, 1) if elapsed else 0,
         "p50_ms": round(percentile(lat, 50) * 1000, 2) if lat else None,
         "p99_ms": round(percentile(lat, 99) * 1000, 2) if lat else None,
