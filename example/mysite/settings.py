@@ -33,6 +33,8 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+# Channels' groups: in memory, so a broadcast reaches the clients of the process that sent it only.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("health/", views.health),
     path("async/", views.async_view),
     path("slow/", views.slow),
+    path("events/", views.events),
     path("whoami/", views.whoami),
     path("notes/", views.notes),
 ]

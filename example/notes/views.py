@@ -6,7 +6,7 @@ import os
 import pwd
 import signal
 
-from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http import HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .models import Note
@@ -39,6 +39,23 @@ async def slow(request):
     seconds = min(float(request.GET.get("seconds", "2")), 10.0)
     await asyncio.sleep(seconds)
     return JsonResponse({"slept": seconds, "release": _release()})
+
+
+async def events(request):
+    """Server-sent events from an async iterator: ?count= events (at most 100), ?interval= s apart."""
+    count = min(int(request.GET.get("count", "5")), 100)
+    interval = min(float(request.GET.get("interval", "0.1")), 5.0)
+
+    async def stream():
+        for n in range(count):
+            yield f"id: {n}\ndata: {json.dumps({'n': n, 'release': _release()})}\n\n"
+            await asyncio.sleep(interval)
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    # Proxies that buffer (nginx) pass each event on at once.
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 def whoami(request):

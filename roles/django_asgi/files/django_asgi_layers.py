@@ -3,9 +3,11 @@
 Each is a plain ASGI middleware class, switched on by role variables:
   HealthHost     the health path passes ALLOWED_HOSTS whatever Host a load balancer probes with
                  (Django's own view still answers it), and answers 503 while the host is drained
+                 (HTTP only: a drained host keeps its WebSockets and accepts new ones)
   ProxyHeaders   client address and scheme from X-Forwarded-For/-Proto of trusted proxies, for
                  servers without a flag for it
-  ReleaseHeader  names the serving release in every response (the deploy's health gate reads it)
+  ReleaseHeader  names the serving release in every response and WebSocket handshake (the
+                 deploy's health gate reads it)
   LifespanShim   answers ASGI lifespan events, which Django does not implement
   CloseWhenDraining  once the server began a graceful shutdown (django_asgi_serve.py), every
                  response says Connection: close, so no client reuses a connection about to close
@@ -86,11 +88,11 @@ class ReleaseHeader:
         self.header = (header.lower().encode("latin-1"), release.encode("latin-1"))
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
 
         async def send_with_release(message):
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.accept"):
                 message = {**message, "headers": [*message.get("headers", []), self.header]}
             await send(message)
 
