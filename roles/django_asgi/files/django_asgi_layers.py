@@ -10,20 +10,28 @@ Each is a plain ASGI middleware class, switched on by role variables:
                  deploy's health gate reads it)
   LifespanShim   answers ASGI lifespan events, which Django does not implement
   CloseWhenDraining  once the server began a graceful shutdown (django_asgi_serve.py), every
-                 response says Connection: close, so no client reuses a connection about to close
+                 response says Connection: close, so no client reuses a connection about to close;
+                 every open WebSocket is closed with 1012 (service restart) and every server-sent
+                 event stream ends with its last chunk, and the application is told the client
+                 left, so a restart waits for no long-lived connection
 """
+import asyncio
 import ipaddress
 import json
 import os
 import time
 
 _draining = False
+# How each open long-lived connection of this process learns that the shutdown began.
+_wake_on_drain = set()
 
 
 def start_draining():
     """Called by django_asgi_serve.py in this worker process when its graceful shutdown begins."""
     global _draining
     _draining = True
+    for wake in list(_wake_on_drain):
+        wake()
 
 
 class HealthHost:
@@ -125,6 +133,7 @@ class CloseWhenDraining:
         self.marker = marker
         self.checked = 0.0
         self.marked = False
+        self.poller = None
 
     def closing(self):
         if _draining or not self.marker:
@@ -135,6 +144,8 @@ class CloseWhenDraining:
         return self.marked
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" or (scope["type"] == "http" and _wants_event_stream(scope)):
+            return await _LongLived(self, scope, receive, send).serve()
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
@@ -145,3 +156,86 @@ class CloseWhenDraining:
             await send(message)
 
         return await self.app(scope, receive, send_closing)
+
+    async def closing_begins(self, woken):
+        if self.marker and (self.poller is None or self.poller.done()):
+            self.poller = asyncio.ensure_future(self.poll_marker())
+        if not self.closing():
+            await woken.wait()
+
+    async def poll_marker(self):
+        # One poller per process, only while long-lived connections are open.
+        while _wake_on_drain and not self.closing():
+            await asyncio.sleep(0.05)
+        if self.closing():
+            for wake in list(_wake_on_drain):
+                wake()
+
+
+def _wants_event_stream(scope):
+    # EventSource always asks for text/event-stream: other requests keep the plain path.
+    return any(k == b"accept" and b"text/event-stream" in v for k, v in scope.get("headers", []))
+
+
+class _LongLived:
+    """A WebSocket or an event stream: once the shutdown begins, the layer ends it itself (close
+    1012, or the stream's last chunk) and the application's next receive() says the client left."""
+
+    def __init__(self, layer, scope, receive, send):
+        self.layer, self.scope, self.receive, self.send = layer, scope, receive, send
+        self.websocket = scope["type"] == "websocket"
+        self.lock = asyncio.Lock()
+        self.ended = asyncio.Event()
+        self.woken = asyncio.Event()
+        self.open = self.done = False
+        self.watcher = None
+        loop = asyncio.get_running_loop()
+        self.wake = lambda: loop.call_soon_threadsafe(self.woken.set)
+
+    async def serve(self):
+        try:
+            return await self.layer.app(self.scope, self.receive_or_end, self.guarded_send)
+        finally:
+            _wake_on_drain.discard(self.wake)
+            if self.watcher is not None:
+                self.watcher.cancel()
+
+    async def end_on_shutdown(self):
+        await self.layer.closing_begins(self.woken)
+        async with self.lock:
+            if not self.done:
+                self.done = True
+                await self.send({"type": "websocket.close", "code": 1012} if self.websocket
+                                else {"type": "http.response.body", "body": b"", "more_body": False})
+        self.ended.set()
+
+    async def guarded_send(self, message):
+        async with self.lock:
+            if self.done:
+                return  # the layer ended it: the application's last words have nowhere to go
+            kind = message["type"]
+            if kind == "http.response.start" and self.layer.closing():
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": headers + [(b"connection", b"close")]}
+            await self.send(message)
+            if kind in ("websocket.close", "websocket.http.response.start") or (
+                    kind == "http.response.body" and not message.get("more_body", False)):
+                self.done = True
+            elif kind in ("websocket.accept", "http.response.start") and not self.open:
+                self.open = True
+                _wake_on_drain.add(self.wake)
+                self.watcher = asyncio.ensure_future(self.end_on_shutdown())
+
+    async def receive_or_end(self):
+        left = {"type": "websocket.disconnect", "code": 1012} if self.websocket else {"type": "http.disconnect"}
+        if self.ended.is_set():
+            return left
+        message = asyncio.ensure_future(self.receive())
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait({message, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not message.done():
+                message.cancel()
+        return message.result() if message.done() and not message.cancelled() else left
