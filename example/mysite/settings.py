@@ -33,8 +33,13 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
-# Channels' groups: in memory, so a broadcast reaches the clients of the process that sent it only.
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Channels' groups. With REDIS_URL (a secret: it holds Redis's password) every process of every host
+# shares one layer; in memory, a broadcast reaches the clients of the process that sent it only.
+if os.environ.get("REDIS_URL"):
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                  "CONFIG": {"hosts": [os.environ["REDIS_URL"]]}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 
