@@ -7,8 +7,9 @@ WebSocket library: open one, send text messages, wait for replies, close, print 
 
 Prints one JSON object: the handshake's status and headers, the text messages received, the close
 code the server sent (null if it sent none), and an error if the exchange failed. With --hold it
-does not close: once the replies came (FILE created then) it waits for the server to close, and
-"closed_at" says when (time.time()); a connection that ends without a close frame is an error.
+does not close: once the replies came it waits for the server to close, and "closed_at" says when
+(time.time()); a connection that ends without a close frame is an error. --ready FILE is created
+when the first message arrives (the example's hello: the consumer has joined its room).
 """
 import argparse
 import base64
@@ -63,7 +64,7 @@ def main():
     ap.add_argument("--expect", type=int, default=None, help="replies to wait for (default: one per --send)")
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--hold", action="store_true", help="wait for the server to close")
-    ap.add_argument("--ready", help="file to create once the expected replies came")
+    ap.add_argument("--ready", help="file to create once the first message came")
     args = ap.parse_args()
     url = urlsplit(args.url)
     result = {"status": None, "headers": {}, "received": [], "close": None, "closed_at": None, "error": None}
@@ -102,13 +103,13 @@ def main():
             opcode, payload = reader.message()
             if opcode == 0x1:
                 result["received"].append(payload.decode())
+                if args.ready and len(result["received"]) == 1:
+                    open(args.ready, "w").close()
             elif opcode == 0x9:
                 sock.sendall(frame(0xA, payload))
             elif opcode == 0x8:
                 result["close"] = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
                 break
-        if args.ready:
-            open(args.ready, "w").close()
         while args.hold and result["close"] is None:
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             opcode, payload = reader.message()
@@ -116,6 +117,8 @@ def main():
                 result["close"] = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
                 result["closed_at"] = time.time()
                 sock.sendall(frame(0x8, payload[:2]))
+            elif opcode == 0x1:
+                result["received"].append(payload.decode())
             elif opcode == 0x9:
                 sock.sendall(frame(0xA, payload))
         if result["close"] is None:
