@@ -145,12 +145,25 @@ def patch_daphne():
     """Daphne (Twisted) drops every connection on SIGTERM: drain them first, then stop."""
     if "daphne" in _patched:
         return
-    from daphne import http_protocol, server as daphne_server
+    from daphne import http_protocol, server as daphne_server, ws_protocol
 
     Server = daphne_server.Server
     original_run = Server.run
     original_listen_success = Server.listen_success
     original_build = http_protocol.HTTPFactory.buildProtocol
+
+    original_server_close = ws_protocol.WebSocketProtocol.serverClose
+
+    def server_close(protocol, code=None):
+        # Autobahn's sendClose takes 1000 and 3000-4999 only: an application's 1001 or 1012 (going
+        # away, service restart) raised there and the connection dropped without a close frame.
+        if code is not None and 1001 <= code <= 2999 and code not in (1004, 1005, 1006, 1015):
+            return protocol.sendCloseFrame(code=code, isReply=False)
+        return original_server_close(protocol, code)
+
+    def open_websockets(server):
+        return [p for p, details in server.connections.items()
+                if isinstance(p, ws_protocol.WebSocketProtocol) and "disconnected" not in details]
 
     def listen_success(self, port):
         self.django_asgi_ports.append(port)
@@ -185,6 +198,10 @@ def patch_daphne():
         def busy(protocol):
             if getattr(channel(protocol), "requests", None):
                 return True
+            # Upgraded to a WebSocket: the layer closes it (1012) and the close handshake ends it.
+            transport = getattr(channel(protocol), "transport", None)
+            if isinstance(getattr(transport, "protocol", None), ws_protocol.WebSocketProtocol):
+                return True
             handle = getattr(getattr(channel(protocol), "transport", None), "getHandle", None)
             return handle is not None and bytes_waiting(handle()) > 0
 
@@ -195,7 +212,7 @@ def patch_daphne():
                     transport = getattr(channel(protocol), "transport", None)
                     if transport is not None:
                         transport.loseConnection()
-            if not self.django_asgi_channels or now >= give_up:
+            if (not self.django_asgi_channels and not open_websockets(self)) or now >= give_up:
                 reactor.stop()
             else:
                 reactor.callLater(0.02, poll)
@@ -219,6 +236,7 @@ def patch_daphne():
         reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
         return original_run(self)
 
+    ws_protocol.WebSocketProtocol.serverClose = server_close
     Server.listen_success = listen_success
     Server.run = run
     http_protocol.HTTPFactory.buildProtocol = build_protocol
