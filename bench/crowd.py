@@ -40,6 +40,10 @@ class Ended(Exception):
     """The peer ended the connection without a close frame (or a stream without its last chunk)."""
 
 
+# What a failed connection attempt raises: it is counted and retried with backoff.
+OPEN_ERRORS = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, Ended, ValueError)
+
+
 async def read_frame(reader):
     try:
         b0, b1 = await reader.readexactly(2)
@@ -77,6 +81,13 @@ class Crowd:
         except asyncio.TimeoutError:
             pass
 
+    async def failed_open(self, kind, exc, writer, attempt):
+        self.stats[f"{kind}_failed_opens"] += 1
+        self.stats["errors"][f"{kind} open: {type(exc).__name__}"] += 1
+        if writer is not None:
+            writer.close()
+        await self.backoff(attempt)
+
     async def websocket(self, index):
         release = None
         down_since = time.monotonic()
@@ -95,12 +106,8 @@ class Crowd:
                 hello = json.loads(payload) if opcode == 0x1 else {}
                 if not hello.get("hello"):
                     raise Ended(f"no hello: opcode {opcode}")
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, Ended, ValueError) as exc:
-                self.stats["ws_failed_opens"] += 1
-                self.stats["errors"][f"ws open: {type(exc).__name__}"] += 1
-                if writer is not None:
-                    writer.close()
-                await self.backoff(attempt)
+            except OPEN_ERRORS as exc:
+                await self.failed_open("ws", exc, writer, attempt)
                 attempt += 1
                 continue
             attempt = 0
@@ -179,12 +186,8 @@ class Crowd:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
                 if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
                     raise Ended(head.split(b"\r\n", 1)[0].decode("latin-1"))
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, Ended) as exc:
-                self.stats["sse_failed_opens"] += 1
-                self.stats["errors"][f"sse open: {type(exc).__name__}"] += 1
-                if writer is not None:
-                    writer.close()
-                await self.backoff(attempt)
+            except OPEN_ERRORS as exc:
+                await self.failed_open("sse", exc, writer, attempt)
                 attempt += 1
                 continue
             attempt = 0
