@@ -151,8 +151,7 @@ class CloseWhenDraining:
 
         async def send_closing(message):
             if message["type"] == "http.response.start" and self.closing():
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
-                message = {**message, "headers": headers + [(b"connection", b"close")]}
+                message = _connection_close(message)
             await send(message)
 
         return await self.app(scope, receive, send_closing)
@@ -170,6 +169,11 @@ class CloseWhenDraining:
         if self.closing():
             for wake in list(_wake_on_drain):
                 wake()
+
+
+def _connection_close(start):
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"connection"]
+    return {**start, "headers": headers + [(b"connection", b"close")]}
 
 
 def _wants_event_stream(scope):
@@ -215,8 +219,7 @@ class _LongLived:
                 return  # the layer ended it: the application's last words have nowhere to go
             kind = message["type"]
             if kind == "http.response.start" and self.layer.closing():
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
-                message = {**message, "headers": headers + [(b"connection", b"close")]}
+                message = _connection_close(message)
             await self.send(message)
             if kind in ("websocket.close", "websocket.http.response.start") or (
                     kind == "http.response.body" and not message.get("more_body", False)):
