@@ -16,6 +16,8 @@ it within --final-seconds; then each closes (1000). The JSON written to --out co
   ws_final         clients that received the final broadcast
   sse_clean, sse_abnormal  streams that ended with the last chunk / without it
   sse_gap_max      the same as ws_gap_max, for streams
+With --events FILE, every connection's opening and end is also written there as a JSON line (wall
+clock time, client, local port, what happened), to line up with a server's journal.
 """
 import argparse
 import asyncio
@@ -71,6 +73,12 @@ class Crowd:
                       "sse_clean": 0, "sse_abnormal": 0, "sse_failed_opens": 0, "sse_gap_max": 0.0, "sse_events": 0,
                       "errors": collections.Counter()}
         self.connected = []  # one Event per WebSocket client, set while it has a hello
+        self.events = open(args.events, "w") if args.events else None
+
+    def event(self, client, writer, what, **details):
+        if self.events is not None:
+            port = writer.get_extra_info("sockname")[1] if writer is not None and writer.get_extra_info("sockname") else None
+            self.events.write(json.dumps({"t": round(time.time(), 3), "client": client, "port": port, "event": what, **details}) + "\n")
 
     async def backoff(self, attempt):
         # 0.1 s doubling to 2 s, each with up to half again at random: a restarted host's clients
@@ -81,7 +89,8 @@ class Crowd:
         except asyncio.TimeoutError:
             pass
 
-    async def failed_open(self, kind, exc, writer, attempt):
+    async def failed_open(self, kind, index, exc, writer, attempt):
+        self.event(f"{kind}{index}", writer, "failed open", error=f"{type(exc).__name__}: {exc}"[:120])
         self.stats[f"{kind}_failed_opens"] += 1
         self.stats["errors"][f"{kind} open: {type(exc).__name__}"] += 1
         if writer is not None:
@@ -107,11 +116,12 @@ class Crowd:
                 if not hello.get("hello"):
                     raise Ended(f"no hello: opcode {opcode}")
             except OPEN_ERRORS as exc:
-                await self.failed_open("ws", exc, writer, attempt)
+                await self.failed_open("ws", index, exc, writer, attempt)
                 attempt += 1
                 continue
             attempt = 0
             release = hello.get("release")
+            self.event(f"ws{index}", writer, "open", release=release)
             self.stats["ws_connections"] += 1
             self.stats["ws_gap_max"] = max(self.stats["ws_gap_max"], time.monotonic() - down_since)
             self.connected[index].set()
@@ -136,6 +146,7 @@ class Crowd:
                     if opcode == 0x8:
                         code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
                         self.stats["ws_closes"][str(code)] += 1
+                        self.event(f"ws{index}", writer, "close", code=code)
                         writer.write(frame(0x8, payload[:2]))
                         break
                     if opcode == 0x9:
@@ -143,6 +154,7 @@ class Crowd:
             except (Ended, OSError) as exc:
                 if not closed_by_us:
                     self.stats["ws_abnormal"] += 1
+                    self.event(f"ws{index}", writer, "abnormal", error=f"{type(exc).__name__}: {exc}"[:120])
                     self.stats["errors"][f"ws: {type(exc).__name__}: {exc}"[:120]] += 1
             finally:
                 self.connected[index].clear()
@@ -187,7 +199,7 @@ class Crowd:
                 if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
                     raise Ended(head.split(b"\r\n", 1)[0].decode("latin-1"))
             except OPEN_ERRORS as exc:
-                await self.failed_open("sse", exc, writer, attempt)
+                await self.failed_open("sse", index, exc, writer, attempt)
                 attempt += 1
                 continue
             attempt = 0
@@ -252,6 +264,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--final-seconds", type=float, default=5)
+    ap.add_argument("--events")
     args = ap.parse_args()
     result = asyncio.run(Crowd(args).run())
     with open(args.out, "w") as f:

@@ -35,9 +35,13 @@ DATABASES = {
 }
 # Channels' groups. With REDIS_URL (a secret: it holds Redis's password) every process of every host
 # shares one layer; in memory, a broadcast reaches the clients of the process that sent it only.
+# Each consumer waits for its messages in a blocking read that Redis ends after 5 s when none came
+# (channels_redis's brpop_timeout). redis-py 8 gives every read a 5 s timeout by default, which ends
+# that read first: the consumer fails and its WebSocket drops without a close frame. Reads here may
+# take longer than the blocking read, and still end if Redis stops answering.
 if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                  "CONFIG": {"hosts": [os.environ["REDIS_URL"]]}}}
+                                  "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 15}]}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
