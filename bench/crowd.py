@@ -59,6 +59,29 @@ async def read_frame(reader):
         raise Ended(str(exc)) from exc
 
 
+async def open_websocket(addr, host, timeout):
+    """Connect, upgrade to a WebSocket on the example's /ws/echo/ and read the consumer's hello:
+    (reader, writer, hello). Raises one of OPEN_ERRORS, the connection closed."""
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /ws/echo/ HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise Ended(head.split(b"\r\n", 1)[0].decode("latin-1"))
+        opcode, payload = await asyncio.wait_for(read_frame(reader), timeout)
+        hello = json.loads(payload) if opcode == 0x1 else {}
+        if not hello.get("hello"):
+            raise Ended(f"no hello: opcode {opcode}")
+        return reader, writer, hello
+    except OPEN_ERRORS:
+        if writer is not None:
+            writer.close()
+        raise
+
+
 class Crowd:
     def __init__(self, args):
         self.args = args
@@ -102,21 +125,10 @@ class Crowd:
         down_since = time.monotonic()
         attempt = 0
         while not self.stopping.is_set():
-            writer = None
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.addr), 5)
-                key = base64.b64encode(os.urandom(16)).decode()
-                writer.write((f"GET /ws/echo/ HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
-                              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-                if not head.startswith(b"HTTP/1.1 101"):
-                    raise Ended(head.split(b"\r\n", 1)[0].decode("latin-1"))
-                opcode, payload = await asyncio.wait_for(read_frame(reader), 5)
-                hello = json.loads(payload) if opcode == 0x1 else {}
-                if not hello.get("hello"):
-                    raise Ended(f"no hello: opcode {opcode}")
+                reader, writer, hello = await open_websocket(self.addr, self.host, 5)
             except OPEN_ERRORS as exc:
-                await self.failed_open("ws", index, exc, writer, attempt)
+                await self.failed_open("ws", index, exc, None, attempt)
                 attempt += 1
                 continue
             attempt = 0
