@@ -25,6 +25,7 @@ import asyncio
 import fcntl
 import os
 import signal
+import socket
 import struct
 import sys
 import termios
@@ -249,15 +250,59 @@ _PATCHES = {"uvicorn": patch_uvicorn, "hypercorn": patch_hypercorn, "daphne": pa
 if os.environ.get(_SERVER_ENV) in _PATCHES:
     _PATCHES[os.environ[_SERVER_ENV]]()
 
+
+# Gunicorn's arbiter tells systemd READY=1 as soon as it listens, before any worker has loaded the
+# app: `systemctl restart` (a deploy's, a person's) returns while nothing serves yet, and a restart
+# right after it stops workers still booting, again and again, while connections wait in the
+# socket's queue (10 restarts 0.5 s apart kept a client waiting past 10 s). Here READY=1 comes from
+# the first worker that has loaded the app, just before it serves (the unit has NotifyAccess=all);
+# a worker that cannot load it never says it, so a start fails as the release does.
+def patch_gunicorn_ready():
+    from gunicorn import systemd as gunicorn_systemd
+
+    if "gunicorn_ready" in _patched:
+        return
+    arbiter_notify = gunicorn_systemd.sd_notify
+
+    def sd_notify(state, logger, unset_environment=False):
+        if state.startswith("READY=1"):
+            return
+        return arbiter_notify(state, logger, unset_environment)
+
+    gunicorn_systemd.sd_notify = sd_notify
+    _patched.add("gunicorn_ready")
+
+
+def notify_ready(worker):
+    """READY=1 to systemd, from a worker whose app is loaded (the worker classes' run())."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(b"READY=1")
+    except OSError as exc:
+        worker.log.warning("Could not tell systemd the worker is ready: %s", exc)
+
+
 try:
     from uvicorn_worker import UvicornWorker as _UvicornWorker
 except ImportError:  # another server's venv
     pass
 else:
     patch_uvicorn()
+    patch_gunicorn_ready()
 
     class UvicornWorker(_UvicornWorker):
-        """uvicorn_worker.UvicornWorker with the graceful shutdown above."""
+        """uvicorn_worker.UvicornWorker with the graceful shutdown above, which tells systemd it is
+        ready once the app is loaded."""
+
+        def run(self):
+            notify_ready(self)
+            return super().run()
 
 try:
     from gunicorn.asgi import protocol as _gunicorn_asgi_protocol
@@ -277,6 +322,7 @@ else:
             self.worker.django_asgi_busy -= 1
 
     _gunicorn_asgi_protocol.ASGIProtocol._serve_http_request = _counted_serve_http_request
+    patch_gunicorn_ready()
 
     class GunicornASGIWorker(_GunicornASGIWorker):
         """Gunicorn's asgi worker announces keep-alive in a response's headers while it runs, but
@@ -288,6 +334,10 @@ else:
 
         django_asgi_busy = 0
         django_asgi_stopping = False
+
+        def run(self):
+            notify_ready(self)
+            return super().run()
 
         def handle_exit_signal(self):
             if self.django_asgi_stopping:
