@@ -288,6 +288,23 @@ def notify_ready(worker):
         worker.log.warning("Could not tell systemd the worker is ready: %s", exc)
 
 
+# Gunicorn's stop signals for a worker: SIGTERM drains, SIGINT and SIGQUIT stop at once.
+_GUNICORN_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def stops_queued_for_arbiter(arbiter_handler):
+    """Right after the fork a worker still runs the arbiter's handler (``arbiter_handler``, read
+    before the worker replaced it), which queues a signal for the arbiter in this process's copy of
+    its queue: a stop sent to a worker that young was lost. The stop signals found in that queue."""
+    queue = getattr(getattr(arbiter_handler, "__self__", None), "SIG_QUEUE", None)
+    found = []
+    while queue is not None and not queue.empty():
+        signum = queue.get_nowait()
+        if signum in _GUNICORN_STOPS:
+            found.append(signum)
+    return found
+
+
 try:
     from uvicorn_worker import UvicornWorker as _UvicornWorker
 except ImportError:  # another server's venv
@@ -299,6 +316,12 @@ else:
     class UvicornWorker(_UvicornWorker):
         """uvicorn_worker.UvicornWorker with the graceful shutdown above, which tells systemd it is
         ready once the app is loaded."""
+
+        def init_signals(self):
+            arbiter_handler = signal.getsignal(signal.SIGTERM)
+            super().init_signals()  # stop signals take their default action until uvicorn serves
+            for signum in stops_queued_for_arbiter(arbiter_handler)[:1]:
+                signal.raise_signal(signum)  # ends the worker before it serves
 
         def run(self):
             notify_ready(self)
@@ -334,6 +357,35 @@ else:
 
         django_asgi_busy = 0
         django_asgi_stopping = False
+        django_asgi_early_stops = ()
+
+        # A stop signal that reached this worker while it booted was lost: right after the fork
+        # (stops_queued_for_arbiter), and while the app loads, when uvloop only keeps it, acting on
+        # it once a later signal wakes the running loop. The worker then served until the arbiter's
+        # graceful timeout ran out (the restart blocked for 20 s) and was killed, resetting its
+        # keep-alive connections under their clients. Here such a signal is noted, and the worker
+        # exits before it serves (_serve); once the loop runs, the loop handles them.
+        def init_signals(self):
+            arbiter_handler = signal.getsignal(signal.SIGTERM)
+            self.django_asgi_early_stops = []
+            for signum in self.SIGNALS:
+                signal.signal(signum, self._note_early_stop if signum in _GUNICORN_STOPS else signal.SIG_DFL)
+            self.loop.add_signal_handler(signal.SIGUSR1, self.handle_usr1_signal)
+            self.loop.add_signal_handler(signal.SIGWINCH, self.handle_winch_signal)
+            self.loop.add_signal_handler(signal.SIGABRT, self.handle_abort_signal)
+            self.django_asgi_early_stops += stops_queued_for_arbiter(arbiter_handler)
+
+        def _note_early_stop(self, signum, _frame):
+            self.django_asgi_early_stops.append(signum)
+
+        async def _serve(self):
+            self.loop.add_signal_handler(signal.SIGTERM, self.handle_exit_signal)
+            self.loop.add_signal_handler(signal.SIGINT, self.handle_quit_signal)
+            self.loop.add_signal_handler(signal.SIGQUIT, self.handle_quit_signal)
+            if self.django_asgi_early_stops:
+                self.log.info("Stop signal received while booting: exiting before serving")
+                return None
+            return await super()._serve()
 
         def run(self):
             notify_ready(self)
