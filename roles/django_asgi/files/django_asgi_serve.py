@@ -338,7 +338,12 @@ else:
     async def _counted_serve_http_request(self, *args, **kwargs):
         # The connection loop decides keep-alive right after this returns, in the same step of the
         # event loop: while the count is 0 no response is between its headers and that decision.
-        self.worker.django_asgi_busy += 1
+        worker = self.worker
+        worker.django_asgi_busy += 1
+        worker.django_asgi_served += 1
+        if worker.django_asgi_served >= worker.django_asgi_max_requests:
+            worker.log.info("Autorestarting worker after current request.")
+            worker.handle_exit_signal()
         try:
             return await _gunicorn_serve_http_request(self, *args, **kwargs)
         finally:
@@ -358,6 +363,15 @@ else:
         django_asgi_busy = 0
         django_asgi_stopping = False
         django_asgi_early_stops = ()
+        django_asgi_served = 0
+
+        # --max-requests: gunicorn clears "alive" after the last request, so a response still in
+        # progress on another connection, which promised keep-alive, is followed by a close. The
+        # worker recycles by the same graceful stop as on SIGTERM instead (_counted_serve_http_request).
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.django_asgi_max_requests = self.max_requests
+            self.max_requests = sys.maxsize
 
         # A stop signal that reached this worker while it booted was lost: right after the fork
         # (stops_queued_for_arbiter), and while the app loads, when uvloop only keeps it, acting on
